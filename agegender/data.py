@@ -295,7 +295,15 @@ def load_utkface(
     splits it was published with.
     """
     if _is_hub_repo_id(source):
-        dd = datasets.load_dataset(source, revision=revision)
+        # One download path for models and data: cached, pinnable, offline-aware, with clear errors.
+        from .loading import fetch_snapshot
+
+        local = fetch_snapshot(source, repo_type="dataset", revision=revision, error=DataSourceError,
+                               allow_patterns=["README.md", "data/*.parquet"])
+        try:
+            dd = datasets.load_dataset(str(local))
+        except FileNotFoundError as exc:  # no data files we can read: not one of our Parquet repos
+            raise DataSourceError(f"{source} is not an agegender UTKFace dataset: {exc}") from exc
         missing = set(FEATURES) - set(next(iter(dd.values())).features)
         if missing:
             raise DataSourceError(f"{source} is not an agegender UTKFace dataset (missing {sorted(missing)})")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from huggingface_hub import ModelHubMixin
+from huggingface_hub import ModelCard, ModelHubMixin
 from PIL import Image
 
 from .pipeline import resize_face
@@ -153,13 +153,48 @@ class AgeGenderModel(
         (save_directory / CONFIG_FILE).write_text(json.dumps(self.config, indent=2, default=str))
 
     @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision=None, cache_dir=None, force_download=False,
-                         local_files_only=False, token=None, **kwargs) -> "AgeGenderModel":
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+    ) -> "AgeGenderModel":
+        """Load from a local directory or a Hub repo id (pin with `revision`) in Keras safe mode.
+
+        Replaces the mixin's version, whose separate `config.json` download would bypass our checks: every
+        failure (missing, private or gated repo, unknown revision, not an agegender repo, corrupt download,
+        offline without a cached copy) raises `ModelLoadError` saying what to do, and an offline load
+        from the cache logs a warning that says so.
+        """
+        return cls._from_pretrained(model_id=str(pretrained_model_name_or_path), revision=revision,
+                                    cache_dir=cache_dir, force_download=force_download,
+                                    local_files_only=local_files_only, token=token)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
+                         force_download: bool = False, local_files_only: bool = False,
+                         token: str | bool | None = None, **_: Any) -> "AgeGenderModel":
+        """The mixin's loading hook: resolve and check the directory (or Hub snapshot), then load it."""
         from .loading import resolve_model_dir
 
         directory = resolve_model_dir(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
                                       local_files_only=local_files_only, token=token)
         return cls.from_directory(directory)
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """The card `save_pretrained` writes: from this model's config, plus a training run's files if given."""
+        from hub.cards import model_card
+
+        return model_card(self.config, **kwargs)
+
+    def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict | None = None, **kwargs: Any) -> str:
+        """Push to a Hub repo (token: `token=`, else HF_TOKEN or `hf auth login`); the card's code names the repo."""
+        return super().push_to_hub(repo_id, model_card_kwargs={"repo_id": repo_id, **(model_card_kwargs or {})},
+                                   **kwargs)
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> "AgeGenderModel":

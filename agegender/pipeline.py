@@ -119,7 +119,8 @@ def augment_batch(images, aug: Augment, seed=None):
 
 
 def make_tf_dataset(images: np.ndarray, ages: np.ndarray, genders: np.ndarray, batch_size: int,
-                    training: bool, augment: Augment | None = None, seed: int = 0, with_dist: bool = False):
+                    training: bool, augment: Augment | None = None, seed: int = 0, with_dist: bool = False,
+                    drop_remainder: bool | None = None):
     """A batched, prefetched `tf.data.Dataset` of (float32 images in [0, 255], {"age", "gender"}).
 
     Augmentation (when given) is applied to training batches only; evaluation batches are the
@@ -134,7 +135,11 @@ def make_tf_dataset(images: np.ndarray, ages: np.ndarray, genders: np.ndarray, b
     ds = tf.data.Dataset.range(len(images))
     if training:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=False)
+    # Training drops a last partial batch (when there is a full one) so no replica of a
+    # MirroredStrategy ever receives an empty batch; evaluation keeps every image.
+    if drop_remainder is None:
+        drop_remainder = training and len(images) >= batch_size
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     def load(idx):
         x = tf.cast(tf.gather(images_t, idx), tf.float32)

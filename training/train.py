@@ -162,8 +162,13 @@ def train(args) -> dict:
     batch = recipe.batch_size * strategy.num_replicas_in_sync
     train_ds = make_tf_dataset(xtr, atr, gtr, batch, training=True, augment=recipe.augment, seed=args.seed,
                                with_dist=with_dist)
-    val_ds = make_tf_dataset(xva, ava, gva, batch, training=False, with_dist=with_dist)
-    steps_per_epoch = math.ceil(len(xtr) / batch)
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1:  # every replica needs a non-empty validation batch: use whole batches only
+        val_batch = min(batch, len(xva) - len(xva) % replicas)
+        val_ds = make_tf_dataset(xva, ava, gva, val_batch, training=False, with_dist=with_dist, drop_remainder=True)
+    else:
+        val_ds = make_tf_dataset(xva, ava, gva, batch, training=False, with_dist=with_dist)
+    steps_per_epoch = max(len(xtr) // batch, 1)
     if args.steps_per_epoch:
         steps_per_epoch = args.steps_per_epoch
         train_ds = train_ds.repeat()
@@ -213,6 +218,10 @@ def train(args) -> dict:
     if history:
         plots.training_curves(history, out / "curves.png")
 
+    if strategy.num_replicas_in_sync > 1:  # evaluate and save a plain single-device copy
+        trained = model
+        model = build_model(recipe.model)
+        model.set_weights(trained.get_weights())
     name = f"{args.model}-{args.recipe}" if args.recipe != "ours" or args.model != "custom" else "custom"
     agm = AgeGenderModel(model, {"name": name, "architecture": args.model, "recipe": recipe.to_dict(),
                                  "tta_flip": recipe.tta_flip})
