@@ -232,7 +232,7 @@ def build_demo(space: Space) -> gr.Blocks:
         gr.Markdown("# Age and gender from a photo\nTwo networks trained on UTKFace, side by side. "
                     "Estimates from appearance only, often wrong and biased: a demo, not a tool for decisions about people.")
         with gr.Tab("Compare"):
-            image = gr.Image(label="Photo", type="filepath", image_mode=None, height=360,
+            image = gr.Image(label="Photo", type="filepath", image_mode=None, height=360, elem_id="photo",
                              sources=["upload", "webcam", "clipboard"])
             run = gr.Button("Estimate age and gender", variant="primary", elem_id="run")
             gr.Examples([[str(p)] for p in example_photos()], inputs=image, label="Examples (public-domain photos)")

@@ -53,7 +53,7 @@ def _evaluate(args) -> int:
 
     dd = load_utkface(args.data, seed=args.split_seed)
     ds = select_split(dd, args.split)
-    model = load_model(args.model)
+    model = load_model(args.model, revision=args.revision)
     m, pred = evaluate(model, ds, batch_size=args.batch_size)
     m["split"] = args.split
     m["data"] = str(args.data)
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score a model on UTKFace face crops")
     e.add_argument("data", help="UTKFace archive, folder, or Hub dataset repo id")
     e.add_argument("--model", default="custom", help="custom, custom-report, vgg16, a model directory or Hub repo id")
+    e.add_argument("--revision", help="Hub revision (tag, branch or commit) when --model is a repo id")
     e.add_argument("--split", default="test", choices=["train", "validation", "test", "all"])
     e.add_argument("--split-seed", type=int, default=0)
     e.add_argument("--batch-size", type=int, default=64)

@@ -86,9 +86,8 @@ class Estimator:
         self.models: dict[str, AgeGenderModel] = {}
         self.unavailable: dict[str, str] = {}
         self.max_faces = max_faces
-        self.last_timings: dict[str, float] = {}
-        self.last_capped = False  # whether the last photo had more than max_faces faces
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one model call at a time; detection may run in parallel
+        self._last = threading.local()  # last_timings and last_capped, per thread
         for label, source in _model_sources(models).items():
             try:
                 self.models[label] = source if isinstance(source, AgeGenderModel) else load_model(str(source))
@@ -100,12 +99,26 @@ class Estimator:
         if warm_up:
             self.warm_up()
 
+    @property
+    def last_timings(self) -> dict[str, float]:
+        """Milliseconds per step of this thread's last `predict`: load, detect, align, <model>..., total."""
+        return getattr(self._last, "timings", {})
+
+    @property
+    def last_capped(self) -> bool:
+        """Whether this thread's last photo had more than `max_faces` faces (only the largest were kept)."""
+        return getattr(self._last, "capped", False)
+
     def warm_up(self) -> None:
-        """Run each model once on a blank crop, so that the first photo is as fast as the next."""
-        blank = [Image.new("RGB", (64, 64), (128, 128, 128))]
+        """Run each model on batches of one and two blank crops, so that the first photo is as fast as the next.
+
+        Two batch sizes make Keras trace a prediction graph for any batch size (about 0.1 s each).
+        """
+        blank = Image.new("RGB", (64, 64), (128, 128, 128))
         with self._lock:
             for model in self.models.values():
-                model.predict(blank)
+                model.predict([blank])
+                model.predict([blank, blank])
 
     def predict(self, image: Any) -> list[Face]:
         """The faces in a photo (path, bytes, PIL image or array), left to right; [] when there is none."""
@@ -119,7 +132,7 @@ class Estimator:
         t1 = time.perf_counter()
         timings["load_ms"] = (t1 - t0) * 1e3
         detections = self._detector.detect(photo, max_faces=None)
-        self.last_capped = len(detections) > self.max_faces
+        self._last.capped = len(detections) > self.max_faces
         detections = cap_faces(detections, self.max_faces)
         t2 = time.perf_counter()
         timings["detect_ms"] = (t2 - t1) * 1e3
@@ -131,7 +144,7 @@ class Estimator:
             for face, prediction in zip(faces, per_face):
                 face.predictions[name] = prediction
         timings["total_ms"] = (time.perf_counter() - t0) * 1e3
-        self.last_timings = {k: round(v, 2) for k, v in timings.items()}
+        self._last.timings = {k: round(v, 2) for k, v in timings.items()}
         return faces, photo
 
     def predict_crops(self, crops: Sequence[Any]) -> dict[str, list[dict]]:

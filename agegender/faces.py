@@ -22,6 +22,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .images import load_image
+
 # Photos are downscaled so that their longer side is at most this many pixels for detection;
 # boxes and landmarks are mapped back to the original, and crops are cut from the original.
 DETECT_MAX_SIDE = 640
@@ -186,8 +188,8 @@ class MTCNNDetector:
         self._graph = _build_graph(*nets, scale_factor=scale_factor)
 
     def warm_up(self) -> None:
-        """Trace the graph now, so the first photo is as fast as the next."""
-        self.detect_array(np.zeros((48, 48, 3), np.uint8))
+        """Trace the graph now, on the shape of a 4:3 photo, so that the first photo is as fast as the next."""
+        self.detect_array(np.zeros((self.max_side * 3 // 4, self.max_side, 3), np.uint8))
 
     def detect_array(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes (N, 4), scores (N,) and landmarks (N, 5, 2) in an HxWx3 uint8 image's pixels."""
@@ -245,12 +247,9 @@ def get_detector() -> MTCNNDetector:
 
 
 def detect_faces(image: Any, max_faces: int | None = MAX_FACES) -> list[Detection]:
-    """Faces in a photo (anything `load_image` accepts): at most `max_faces`, the largest, left to right."""
-    if not (isinstance(image, Image.Image) and image.mode == "RGB"):
-        from .images import load_image
-
-        image = load_image(image)
-    return get_detector().detect(image, max_faces=max_faces)
+    """Faces in a photo (anything `load_image` accepts, EXIF orientation applied): the largest
+    `max_faces` (all when None), left to right."""
+    return get_detector().detect(load_image(image), max_faces=max_faces)
 
 
 # ----- alignment ---------------------------------------------------------------------------------

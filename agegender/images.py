@@ -50,8 +50,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         values = np.asarray(image, dtype=np.float64)
-        # 16-bit data (the usual case for these modes) is scaled; 8-bit data stored wide is kept.
-        if values.max(initial=0) > 255:
+        # 16-bit data is scaled to 8 bits; 32-bit modes are taken as 16-bit data unless all
+        # values fit in 8 bits.
+        if image.mode.startswith("I;16") or values.max(initial=0) > 255:
             values = values / 257.0
         grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
         return Image.fromarray(grey, "L").convert("RGB")

@@ -87,7 +87,9 @@ def _mae(value: float | None) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
+    if value is None:
+        return "–"
+    return "<0.1%" if 0 < value < 0.0005 else f"{100 * value:.1f}%"
 
 
 def _num(value: float | int | None, digits: int = 3) -> str:
@@ -309,7 +311,7 @@ def _size_category(n: int) -> str:
 def dataset_card(summary: dict, repo_id: str, splits: list[str] | None = None,
                  plot: str | None = DATASET_PLOT) -> DatasetCard:
     """The dataset card for UTKFace as we publish it, from `agegender.data.summarize(dd, report)`."""
-    from agegender.data import AGE_BANDS, GENDERS, RACES
+    from agegender.data import GENDERS, RACES
 
     splits = splits or list(summary["splits"])
     data = DatasetCardData(
@@ -320,9 +322,8 @@ def dataset_card(summary: dict, repo_id: str, splits: list[str] | None = None,
         configs=[{"config_name": "default",
                   "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits]}],
     )
-    bands = [f"{lo}+" if hi == 116 else f"{lo}-{hi}" for lo, hi in AGE_BANDS]
     tables = {}
-    for key, groups in (("age_band", bands), ("gender", list(GENDERS)), ("race", [*RACES, "unknown"])):
+    for key, groups in _group_orders().items():
         rows = []
         for g in groups:
             counts = [summary["splits"][s][key].get(g, 0) for s in splits]
@@ -337,6 +338,14 @@ def dataset_card(summary: dict, repo_id: str, splits: list[str] | None = None,
     ))
 
 
+def _group_orders() -> dict[str, list[str]]:
+    """The groups of each distribution, in reading order (summaries list races with 'unknown' first)."""
+    from agegender.data import AGE_BANDS, GENDERS, RACES, age_band
+
+    return {"age_band": [age_band(lo) for lo, _ in AGE_BANDS], "gender": list(GENDERS),
+            "race": [*RACES, "unknown"]}
+
+
 def _skew(tables: dict[str, list[dict]]) -> str:
     """A sentence on how unbalanced the data is: the largest and smallest age bands and race labels."""
     parts = []
@@ -346,7 +355,7 @@ def _skew(tables: dict[str, list[dict]]) -> str:
         parts.append(f"The two largest age bands, {top[0]['group']} and {top[1]['group']}, hold "
                      f"{_pct(top[0]['share'] + top[1]['share'])} of the images; the smallest, {bands[-1]['group']}, "
                      f"holds {_pct(bands[-1]['share'])}.")
-    races = sorted(tables["race"], key=lambda r: r["share"], reverse=True)
+    races = sorted((r for r in tables["race"] if r["group"] != "unknown"), key=lambda r: r["share"], reverse=True)
     if len(races) >= 2:
         parts.append(f"The most common race label, {races[0]['group']}, covers {_pct(races[0]['share'])}; "
                      f"the least common, {races[-1]['group']}, {_pct(races[-1]['share'])}.")
@@ -362,9 +371,11 @@ def distribution_plot(summary: dict, path: str | Path) -> Path:
     import numpy as np
 
     splits = list(summary["splits"])
+    orders = _group_orders()
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), gridspec_kw={"width_ratios": [3, 1, 2]})
     for ax, key, title in zip(axes, ("age_band", "gender", "race"), ("age band", "gender", "race"), strict=True):
-        groups = list(dict.fromkeys(g for s in splits for g in summary["splits"][s][key]))
+        present = {g for s in splits for g in summary["splits"][s][key]}
+        groups = [g for g in orders[key] if g in present]
         x = np.arange(len(groups))
         width = 0.8 / len(splits)
         for i, s in enumerate(splits):

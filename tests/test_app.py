@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -96,11 +95,12 @@ def test_vgg16_without_a_repo_is_unavailable_and_says_what_to_do():
     assert "AGEGENDER_VGG16_REPO" in loaded.problem and "training.train --model vgg16" in loaded.problem
 
 
-def test_a_corrupt_model_directory_is_unavailable_not_a_crash(tmp_path):
-    (tmp_path / "config.json").write_text("{not json")
-    (tmp_path / "model.keras").write_bytes(b"garbage")
-    loaded = app.load_slot(app.SPACE_MODELS[1], {"AGEGENDER_VGG16_REPO": str(tmp_path)})
-    assert loaded.model is None and "corrupt" in loaded.problem
+def test_a_corrupt_model_is_unavailable_not_a_crash(tiny_model_dir, tmp_path):
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.keras").write_bytes(b"garbage")
+    loaded = app.load_slot(app.SPACE_MODELS[1], {"AGEGENDER_VGG16_REPO": str(broken)})
+    assert loaded.model is None and "model.keras is not a readable Keras archive" in loaded.problem
 
 
 # ----- /predict ------------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ def test_page_shows_sources_unavailable_reason_metrics_and_plots(space_without_v
     examples = next(b for b in blocks if isinstance(b, gr.Dataset))
     names = [sample[0]["orig_name"] for sample in examples.samples]
     assert names == [p.name for p in app.example_photos()] and {"coffee.jpg", "five_faces.jpg"} <= set(names)
-    assert all(sample[0]["path"].startswith(tempfile.gettempdir()) for sample in examples.samples)  # Gradio's copies
+    assert not any(sample[0]["path"].startswith(str(ROOT)) for sample in examples.samples)  # served from copies
 
 
 def test_serving_settings(space_without_vgg16):

@@ -5,6 +5,7 @@ Screenshots go to the test's temporary directory, and also to $AGEGENDER_SCREENS
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import sys
@@ -60,8 +61,11 @@ def browser():
 
 
 def save_screenshot(driver, path: Path) -> None:
-    """Save a PNG screenshot (checked non-trivial), and a copy to $AGEGENDER_SCREENSHOT_DIR if set."""
-    assert driver.save_screenshot(str(path))
+    """Save a PNG of the whole page (checked non-trivial), and a copy to $AGEGENDER_SCREENSHOT_DIR if set."""
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip})
+    path.write_bytes(base64.b64decode(shot["data"]))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
     if os.environ.get("AGEGENDER_SCREENSHOT_DIR"):
         shutil.copy(path, Path(os.environ["AGEGENDER_SCREENSHOT_DIR"]) / path.name)
@@ -71,8 +75,9 @@ def test_run_an_example_then_view_on_a_phone(server, browser, tmp_path):
     wait = WebDriverWait(browser, 60)
     browser.get(server)
     examples = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "button.gallery-item"))
-    assert len(examples) == len(list((ROOT / "examples").glob("*.jpg")))
-    next(e for e in examples if "two_faces" in e.get_attribute("innerHTML")).click()
+    assert len(examples) == len(app.example_photos())
+    next(e for e in examples if "five_faces" in e.get_attribute("innerHTML")).click()
+    wait.until(lambda d: any("five_faces" in img.get_attribute("src") for img in d.find_elements(By.CSS_SELECTOR, "#photo img")))
     browser.find_element(By.ID, "run").click()
 
     comparison = wait.until(lambda d: "custom vs vgg16" in d.find_element(By.ID, "comparison").text
@@ -81,9 +86,9 @@ def test_run_an_example_then_view_on_a_phone(server, browser, tmp_path):
     for key in ("custom", "vgg16"):
         image = browser.find_element(By.CSS_SELECTOR, f"#annotated-{key} img")
         assert "gradio_api/file=" in image.get_attribute("src")
-        assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) == 741
-        rows = browser.find_elements(By.CSS_SELECTOR, f"#table-{key} tbody tr")
-        assert len(rows) == 2 and "%" in rows[0].text
+        assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) == 640
+        rows = browser.find_elements(By.CSS_SELECTOR, f"#table-{key} [role=row][data-index]")
+        assert len(rows) == 5 and "%" in rows[0].text
     save_screenshot(browser, tmp_path / "app-desktop.png")
 
     # A phone-sized screen: nothing wider than the screen, and the model columns stack.

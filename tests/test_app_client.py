@@ -19,7 +19,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
 
-EXAMPLES = ROOT / "examples"
+EXAMPLES = ROOT / "agegender" / "examples"  # public-domain face photos
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +38,12 @@ def client(server):
 
 
 def test_predict_endpoint_returns_json_per_face_per_model(client):
-    result = client.predict(handle_file(str(EXAMPLES / "two_faces.jpg")), api_name="/predict")
-    assert isinstance(result, dict) and len(result["faces"]) == 2
+    result = client.predict(handle_file(str(EXAMPLES / "five_faces.jpg")), api_name="/predict")
+    assert isinstance(result, dict) and len(result["faces"]) == 5
     for face in result["faces"]:
         assert set(face["predictions"]) == {"custom", "vgg16"}
         assert set(face["predictions"]["vgg16"]) == {"age", "gender", "p_female", "confidence", "age_interval"}
-    assert [row["face"] for row in result["comparison"]] == [1, 2]
+    assert [row["face"] for row in result["comparison"]] == [1, 2, 3, 4, 5]
     assert result["models"]["custom"]["source"].startswith("local directory")
 
 

@@ -148,3 +148,31 @@ def test_exif_rotated_upload_gives_boxes_in_upright_coordinates(est):
     photo.transpose(Image.ROTATE_270).save(buf, format="JPEG", quality=95, exif=exif.tobytes())
     upright = est.predict(photo)[0].box
     assert np.allclose(est.predict(buf.getvalue())[0].box, upright, atol=6)
+
+
+def test_face_cap_keeps_the_largest_and_says_so(tiny):
+    est = Estimator(models={"tiny": tiny}, max_faces=3, warm_up=False)
+    every = Estimator(models={"tiny": tiny}, warm_up=False).predict(EXAMPLES / "five_faces.jpg")
+    faces = est.predict(EXAMPLES / "five_faces.jpg")
+    assert len(faces) == 3 and est.last_capped
+    area = lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])  # noqa: E731
+    assert sorted(area(f) for f in faces) == sorted(area(f) for f in every)[-3:]
+    est.predict(EXAMPLES / "astronaut.jpg")
+    assert not est.last_capped
+
+
+def test_last_timings_belong_to_the_calling_thread(est):
+    import threading
+
+    seen = {}
+
+    def run():
+        est.predict(Image.new("RGB", (64, 64)))
+        seen["thread"] = est.last_timings
+
+    est.predict(EXAMPLES / "five_faces.jpg")
+    mine = est.last_timings
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    assert est.last_timings is mine and seen["thread"] is not mine and "tiny_ms" in seen["thread"]

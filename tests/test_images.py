@@ -166,6 +166,8 @@ def test_16_bit_png_is_scaled_to_8_bits():
     out = np.asarray(load_image(data))
     assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255 and abs(int(out[8, 0, 0]) - 128) <= 2
     assert (out[..., 0] == out[..., 1]).all()
+    dark = encode(Image.fromarray(np.full((4, 4), 200, np.uint16)), "PNG")  # 16-bit, all values under 256
+    assert load_image(dark).getpixel((0, 0)) == (1, 1, 1)
 
 
 @pytest.mark.parametrize("mode, colour, expected", [

@@ -218,10 +218,11 @@ def train(args) -> dict:
     if history:
         plots.training_curves(history, out / "curves.png")
 
-    if strategy.num_replicas_in_sync > 1:  # evaluate and save a plain single-device copy
-        trained = model
-        model = build_model(recipe.model)
-        model.set_weights(trained.get_weights())
+    # Evaluate and save a plain, uncompiled single-device copy: no optimizer state in the
+    # saved file (a third of the size) and no tie to the distribution strategy.
+    trained = model
+    model = build_model(recipe.model)
+    model.set_weights(trained.get_weights())
     name = f"{args.model}-{args.recipe}" if args.recipe != "ours" or args.model != "custom" else "custom"
     agm = AgeGenderModel(model, {"name": name, "architecture": args.model, "recipe": recipe.to_dict(),
                                  "tta_flip": recipe.tta_flip})
