@@ -104,7 +104,8 @@ def load_slot(slot: ModelSlot, environ: Mapping[str, str] = os.environ) -> Loade
     if slot.fallback is not None and (slot.fallback / "model.keras").exists():
         try:
             model = AgeGenderModel.from_directory(resolve_model_dir(str(slot.fallback)))
-            return LoadedModel(slot, model, slot.fallback, f"embedded default `{slot.fallback.name}`, because the {error}")
+            source = f"embedded default `{slot.fallback.name}`, because the {error}"
+            return LoadedModel(slot, model, slot.fallback, source)
         except Exception as exc:  # noqa: BLE001
             error += f"; the embedded default failed too: {exc}"
     todo = (f"To show it: train one (`python -m training.train --model {slot.key} --out runs/{slot.key}`), "
@@ -154,9 +155,9 @@ def comparison_text(payload: Mapping[str, Any], a: str, b: str) -> str:
               else f"they agree on gender for {'every face' if len(rows) > 1 else 'the face'}")
     gaps = [abs(r["age_difference"]) for r in rows]
     worst = max(rows, key=lambda r: abs(r["age_difference"]))
+    gap = worst["age_difference"]
     age = (f"ages differ by {sum(gaps) / len(gaps):.1f} years on average, most for face {worst['face']}, "
-           f"where {b} says {abs(worst['age_difference']):.1f} years {'more' if worst['age_difference'] > 0 else 'less'}"
-           if worst["age_difference"] else "they give the same ages")
+           f"where {b} says {abs(gap):.1f} years {'more' if gap > 0 else 'less'}" if gap else "they give the same ages")
     return f"**{a} vs {b}:** {gender}; {age}."
 
 
@@ -187,7 +188,8 @@ class Space:
                 "models": models, "comparison": compare(face_dicts, a, b) if a else [], "timings_ms": timings}
 
     def render(self, image: str | Path | Image.Image | None, payload: Mapping[str, Any] | None) -> list[Any]:
-        """The page's outputs from a photo and its /predict JSON: per model an annotated image and table, then the comparison."""
+        """The page's outputs from a photo and its /predict JSON: per model an annotated image and a table,
+        then the comparison line."""
         if image is None or not payload:
             return [None, []] * len(self.loaded) + [""]
         photo = load_image(image)
@@ -230,7 +232,8 @@ def build_demo(space: Space) -> gr.Blocks:
     """The page: photo input and examples, one column per model, the comparison line, and a tab per model."""
     with gr.Blocks(title="agegender: age and gender from a photo") as demo:
         gr.Markdown("# Age and gender from a photo\nTwo networks trained on UTKFace, side by side. "
-                    "Estimates from appearance only, often wrong and biased: a demo, not a tool for decisions about people.")
+                    "Estimates from appearance only, often wrong and biased: "
+                    "a demo, not a tool for decisions about people.")
         with gr.Tab("Compare"):
             image = gr.Image(label="Photo", type="filepath", image_mode=None, height=360, elem_id="photo",
                              sources=["upload", "webcam", "clipboard"])

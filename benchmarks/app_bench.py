@@ -1,11 +1,15 @@
 """Cold start and /predict latency of the Space, measured the way a user's program sees them.
 
 Starts `python app.py` in a fresh process and times it until the page is served and until the
-first /predict answer (cold start); then times /predict from 1 and from 8 concurrent
-`gradio_client` clients, each uploading a photo per request (the example photos in turn).
-Prints a Markdown table and a JSON summary; results for this machine are in benchmarks/app.md.
+first /predict answer (cold start); then times /predict from 1 and from 8 concurrent clients,
+each uploading a photo per request (the example photos in turn). Prints a Markdown table and a
+JSON summary; results for this machine are in benchmarks/app.md.
 
-    nice -n 15 .venv/bin/python benchmarks/app_bench.py [--requests 48] [--vgg16-stand-in]
+    nice -n 15 .venv/bin/python benchmarks/app_bench.py [--requests 48] [--vgg16-stand-in] [--client gradio_client]
+
+The default client speaks Gradio's documented HTTP API (upload, `POST /call/predict`, then read
+the event stream), about 3 ms of CPU per call; `gradio_client` costs about 75 ms of CPU per
+call, which on a 2-core machine that also runs the server would dominate the measurement.
 
 `--vgg16-stand-in` fills the VGG16 column with an untrained VGG16 of the "ours" recipe's
 architecture: the same compute as a trained one, for timing the Space with both models.
@@ -26,7 +30,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.jpg"))
+# The app's examples gallery (app.example_photos, not imported here: that would load TensorFlow).
+EXAMPLES = sorted([*(ROOT / "agegender" / "examples").glob("*.jpg"), *(ROOT / "examples").glob("*.jpg")],
+                  key=lambda p: p.name)
 
 
 def free_port() -> int:
@@ -71,19 +77,61 @@ def wait_until_served(url: str, process: subprocess.Popen, timeout: float = 300)
     raise TimeoutError(f"{url} not served after {timeout} s")
 
 
-def load(url: str, clients: int, requests: int) -> dict:
-    """`requests` /predict calls spread over `clients` threads, each with its own Client: latency stats."""
-    from gradio_client import Client, handle_file
+class HttpClient:
+    """A /predict client over Gradio's plain HTTP API, as `curl` would call it (see the API page)."""
 
+    def __init__(self, url: str):
+        import httpx
+
+        self.http = httpx.Client(base_url=url + "gradio_api/", timeout=300)
+
+    def predict(self, path: Path) -> dict:
+        with open(path, "rb") as f:
+            upload = self.http.post("upload", files={"files": (path.name, f)})
+        upload.raise_for_status()
+        photo = {"path": upload.json()[0], "meta": {"_type": "gradio.FileData"}}
+        event_id = self.http.post("call/predict", json={"data": [photo]}).json()["event_id"]
+        kind = None
+        with self.http.stream("GET", f"call/predict/{event_id}") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    kind = line[len("event:"):].strip()
+                elif line.startswith("data:") and kind in ("complete", "error"):
+                    data = json.loads(line[len("data:"):])
+                    if kind == "error":
+                        raise RuntimeError(f"/predict failed: {data}")
+                    return data[0]
+        raise RuntimeError("/predict: the event stream ended without a result")
+
+
+class GradioClient:
+    """A /predict client over `gradio_client`, as the README shows."""
+
+    def __init__(self, url: str):
+        from gradio_client import Client
+
+        self.client = Client(url, verbose=False)
+
+    def predict(self, path: Path) -> dict:
+        from gradio_client import handle_file
+
+        return self.client.predict(handle_file(str(path)), api_name="/predict")
+
+
+CLIENTS = {"http": HttpClient, "gradio_client": GradioClient}
+
+
+def load(url: str, clients: int, requests: int, kind: str = "http") -> dict:
+    """`requests` /predict calls spread over `clients` threads, each with its own client: latency stats."""
     latencies: list[float] = []
     server_ms: list[float] = []
     lock = threading.Lock()
-    pool = [Client(url, verbose=False) for _ in range(clients)]
+    pool = [CLIENTS[kind](url) for _ in range(clients)]
 
     def work(client, first: int) -> None:
         for i in range(first, requests, clients):
             t = time.perf_counter()
-            result = client.predict(handle_file(str(EXAMPLES[i % len(EXAMPLES)])), api_name="/predict")
+            result = client.predict(EXAMPLES[i % len(EXAMPLES)])
             elapsed = time.perf_counter() - t
             with lock:
                 latencies.append(elapsed * 1e3)
@@ -108,6 +156,7 @@ def main(argv=None) -> dict:
     p.add_argument("--custom", help="model directory or Hub repo for the custom column (AGEGENDER_CUSTOM_REPO)")
     p.add_argument("--vgg16", help="model directory or Hub repo for the VGG16 column (AGEGENDER_VGG16_REPO)")
     p.add_argument("--vgg16-stand-in", action="store_true", help="an untrained VGG16 in the VGG16 column")
+    p.add_argument("--client", choices=sorted(CLIENTS), default="http", help="how the load is sent (see above)")
     args = p.parse_args(argv)
 
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
@@ -121,18 +170,16 @@ def main(argv=None) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
 
-    from gradio_client import Client, handle_file
-
     start = time.perf_counter()
     process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until_served(url, process)
         served_s = time.perf_counter() - start
-        first = Client(url, verbose=False).predict(handle_file(str(EXAMPLES[0])), api_name="/predict")
+        first = CLIENTS[args.client](url).predict(EXAMPLES[0])
         first_answer_s = time.perf_counter() - start
-        load(url, 2, 4)  # warm-up: the first uploads and events of each kind
-        levels = [load(url, n, args.requests) for n in args.clients]
+        load(url, 2, 4, args.client)  # warm-up: the first uploads and events of each kind
+        levels = [load(url, n, args.requests, args.client) for n in args.clients]
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -140,7 +187,7 @@ def main(argv=None) -> dict:
 
     report = {"cold_start": {"page_served_s": round(served_s, 2), "first_predict_s": round(first_answer_s, 2)},
               "models": {k: v["source"] if v["available"] else "unavailable" for k, v in first["models"].items()},
-              "levels": levels, "machine": f"{os.cpu_count()} CPU cores, {sys.platform}"}
+              "client": args.client, "levels": levels, "machine": f"{os.cpu_count()} CPU cores, {sys.platform}"}
     one = next((lv for lv in levels if lv["clients"] == 1), None)
     eight = next((lv for lv in levels if lv["clients"] == 8), None)
     if one and eight:
@@ -148,7 +195,8 @@ def main(argv=None) -> dict:
 
     print(f"cold start: page served after {served_s:.1f} s, first /predict answered after {first_answer_s:.1f} s")
     print("models: " + "; ".join(f"{k}: {v}" for k, v in report["models"].items()))
-    print("\n| clients | requests | p50 (ms) | p95 (ms) | mean (ms) | server p50 (ms) | requests/s |\n|---|---|---|---|---|---|---|")
+    print("\n| clients | requests | p50 (ms) | p95 (ms) | mean (ms) | server p50 (ms) | requests/s |")
+    print("|---|---|---|---|---|---|---|")
     for lv in levels:
         print(f"| {lv['clients']} | {lv['requests']} | {lv['p50_ms']} | {lv['p95_ms']} | {lv['mean_ms']} | "
               f"{lv['server_p50_ms']} | {lv['requests_per_s']} |")

@@ -238,8 +238,9 @@ def end_to_end(repeat: int, extra: dict[str, str]) -> tuple[list[dict], list[dic
             unavailable[name] = str(exc)
     photos = {"1 face, 640x480": jpeg(single_face_photo()[0]), "5 faces, 640x480": jpeg(make_composite(0)[0])}
     setups = {name: {name: m} for name, m in models.items()}
-    if "custom" in models and "vgg16" in models:
-        setups["custom + vgg16"] = {"custom": models["custom"], "vgg16": models["vgg16"]}
+    real = {name: m for name, m in models.items() if name != "tiny"}
+    if len(real) >= 2:  # every real model together, as `--model both` runs them
+        setups[" + ".join(real)] = real
     latency = []
     for setup, chosen in setups.items():
         est = Estimator(models=chosen)

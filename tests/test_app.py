@@ -178,7 +178,8 @@ def test_render_leaves_an_unavailable_models_column_empty(space_without_vgg16):
 
 def test_comparison_says_where_the_models_disagree_and_by_how_much():
     def face(age_a, gender_a, age_b, gender_b):
-        return {"predictions": {"custom": {"age": age_a, "gender": gender_a}, "vgg16": {"age": age_b, "gender": gender_b}}}
+        return {"predictions": {"custom": {"age": age_a, "gender": gender_a},
+                                "vgg16": {"age": age_b, "gender": gender_b}}}
 
     faces = [face(30.0, "male", 42.0, "female"), face(50.0, "female", 48.0, "female"), {"predictions": {"custom": {}}}]
     rows = app.compare(faces, "custom", "vgg16")

@@ -1,4 +1,4 @@
-"""The page in headless Chromium (Debian's `chromium` and `chromium-driver`): run an example, then check a phone-sized screen.
+"""The page in headless Chromium (Debian's `chromium`, `chromium-driver`): run an example, then view it as a phone.
 
 Screenshots go to the test's temporary directory, and also to $AGEGENDER_SCREENSHOT_DIR when set.
 """
@@ -64,7 +64,8 @@ def save_screenshot(driver, path: Path) -> None:
     """Save a PNG of the whole page (checked non-trivial), and a copy to $AGEGENDER_SCREENSHOT_DIR if set."""
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip})
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot",
+                                  {"format": "png", "captureBeyondViewport": True, "clip": clip})
     path.write_bytes(base64.b64decode(shot["data"]))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
     if os.environ.get("AGEGENDER_SCREENSHOT_DIR"):
@@ -77,7 +78,8 @@ def test_run_an_example_then_view_on_a_phone(server, browser, tmp_path):
     examples = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "button.gallery-item"))
     assert len(examples) == len(app.example_photos())
     next(e for e in examples if "five_faces" in e.get_attribute("innerHTML")).click()
-    wait.until(lambda d: any("five_faces" in img.get_attribute("src") for img in d.find_elements(By.CSS_SELECTOR, "#photo img")))
+    wait.until(lambda d: any("five_faces" in img.get_attribute("src")
+                             for img in d.find_elements(By.CSS_SELECTOR, "#photo img")))
     browser.find_element(By.ID, "run").click()
 
     comparison = wait.until(lambda d: "custom vs vgg16" in d.find_element(By.ID, "comparison").text

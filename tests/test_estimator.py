@@ -176,3 +176,18 @@ def test_last_timings_belong_to_the_calling_thread(est):
     worker.start()
     worker.join()
     assert est.last_timings is mine and seen["thread"] is not mine and "tiny_ms" in seen["thread"]
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / "agegender" / "weights" / "custom" / "model.keras").exists(),
+                    reason="the embedded custom model is not installed")
+def test_embedded_custom_model_reads_the_example_photos():
+    est = Estimator(models=("custom",))
+    (astronaut,) = est.predict(EXAMPLES / "astronaut.jpg")
+    assert astronaut.predictions["custom"]["gender"] == "female" and 18 <= astronaut.predictions["custom"]["age"] <= 50
+    (hopper,) = est.predict(EXAMPLES / "grace_hopper.jpg")
+    assert hopper.predictions["custom"]["age"] >= 60
+    # The composite holds copies of the same two faces at other sizes and angles: alignment
+    # makes each copy read like its original.
+    for face in est.predict(EXAMPLES / "five_faces.jpg"):
+        age = face.predictions["custom"]["age"]
+        assert min(abs(age - astronaut.predictions["custom"]["age"]), abs(age - hopper.predictions["custom"]["age"])) < 6
