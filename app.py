@@ -67,6 +67,7 @@ class LoadedModel:
     directory: Path | None  # where its card (README.md) and plots (*.png) are, when it has them
     source: str  # where the model came from, in words (shown on the page and in /predict)
     problem: str | None = None  # why it is unavailable and what to do; None when loaded
+    detail: str | None = None  # why the embedded fallback stands in for the repo (shown in the model's tab)
 
 
 def example_photos() -> list[Path]:
@@ -104,8 +105,8 @@ def load_slot(slot: ModelSlot, environ: Mapping[str, str] = os.environ) -> Loade
     if slot.fallback is not None and (slot.fallback / "model.keras").exists():
         try:
             model = AgeGenderModel.from_directory(resolve_model_dir(str(slot.fallback)))
-            source = f"embedded default `{slot.fallback.name}`, because the {error}"
-            return LoadedModel(slot, model, slot.fallback, source)
+            source = f"embedded default `{slot.fallback.name}`, standing in for {kind} `{wanted}`"
+            return LoadedModel(slot, model, slot.fallback, source, detail=f"The {error}.")
         except Exception as exc:  # noqa: BLE001
             error += f"; the embedded default failed too: {exc}"
     todo = (f"To show it: train one (`python -m training.train --model {slot.key} --out runs/{slot.key}`), "
@@ -123,12 +124,22 @@ def metric_rows(metrics: Mapping[str, Any] | None) -> list[list[Any]]:
 
 
 def model_card(directory: Path) -> str:
-    """The model card (README.md) without its YAML front matter or local image links (plots show apart)."""
+    """The model card (README.md) without its YAML front matter; local images point to the plots above."""
     path = directory / "README.md"
     if not path.exists():
         return f"No model card (README.md) in `{directory}`."
     text = re.sub(r"\A---\n.*?\n---\n", "", path.read_text(encoding="utf-8"), flags=re.S)
-    return re.sub(r"!\[[^\]]*\]\((?!https?://)[^)]*\)", "", text)
+    return re.sub(r"!\[([^\]]*)\]\((?!https?://)[^)]*\)", r"*(plot above: \1)*", text)
+
+
+def model_plots(directory: Path) -> list[tuple[Path, str]]:
+    """A model's plots (*.png, subfolders too), in the card's order, captioned with the card's alt text."""
+    card = (directory / "README.md").read_text(encoding="utf-8") if (directory / "README.md").exists() else ""
+    alts = {path: alt for alt, path in re.findall(r"!\[([^\]]*)\]\(([^)\s]+)\)", card)}
+    order = list(alts)
+    files = [(p, p.relative_to(directory).as_posix()) for p in directory.rglob("*.png")]
+    files.sort(key=lambda f: (order.index(f[1]) if f[1] in alts else len(order), f[1]))
+    return [(path, alts.get(rel) or path.stem.replace("_", " ")) for path, rel in files]
 
 
 def compare(faces: Sequence[Mapping[str, Any]], a: str, b: str) -> list[dict[str, Any]]:
@@ -214,7 +225,7 @@ class Space:
 
 def model_tab(loaded: LoadedModel) -> None:
     """A tab's contents: where the model came from, then its metrics, plots and card (or why it is missing)."""
-    gr.Markdown(f"**Source:** {loaded.source}")
+    gr.Markdown(f"**Source:** {loaded.source}" + (f"\n\n{loaded.detail}" if loaded.detail else ""))
     if loaded.model is None or loaded.directory is None:
         gr.Markdown(f"**Unavailable.** {loaded.problem}")
         return
@@ -222,7 +233,7 @@ def model_tab(loaded: LoadedModel) -> None:
     if rows:
         gr.Dataframe(value=rows, headers=["split", "metric", "value"], interactive=False, label="Metrics")
     # Loaded as images, so Gradio serves copies it made, never the model's directory.
-    plots = [(Image.open(p).convert("RGB"), p.stem.replace("_", " ")) for p in sorted(loaded.directory.glob("*.png"))]
+    plots = [(Image.open(path).convert("RGB"), caption) for path, caption in model_plots(loaded.directory)]
     if plots:
         gr.Gallery(value=plots, label="Plots", columns=2, height="auto")
     gr.Markdown(model_card(loaded.directory))
@@ -246,10 +257,11 @@ def build_demo(space: Space) -> gr.Blocks:
                         status = f"`{loaded.model.name}` from {loaded.source}" if loaded.model else \
                             f"**Unavailable.** {loaded.problem}"
                         gr.Markdown(f"### {loaded.slot.title}\n{status}")
-                        outputs.append(gr.Image(label=f"{loaded.slot.title}: age, gender", type="pil",
-                                                format="jpeg", interactive=False, elem_id=f"annotated-{key}"))
+                        shown = loaded.model is not None  # an unavailable model's column holds only why
+                        outputs.append(gr.Image(label=f"{loaded.slot.title}: age, gender", type="pil", format="jpeg",
+                                                interactive=False, visible=shown, elem_id=f"annotated-{key}"))
                         outputs.append(gr.Dataframe(headers=TABLE_HEADERS, interactive=False, label="Faces",
-                                                    elem_id=f"table-{key}"))
+                                                    visible=shown, elem_id=f"table-{key}"))
             outputs.append(gr.Markdown(elem_id="comparison"))
             with gr.Accordion("JSON, as the /predict endpoint returns it", open=False):
                 payload = gr.JSON(label="/predict")

@@ -1,10 +1,11 @@
 """Faces in ordinary photos: detection, UTKFace-style alignment, and annotated previews.
 
 Detection is MTCNN with the weights bundled in the `mtcnn` package (MIT licence, no download at
-run time). The package runs its three networks eagerly, stage by stage, which costs about 400 ms
-on a 512x512 photo; here the same networks run as compiled TensorFlow graphs on a capped photo
-size with a correct image pyramid, which brings one 640x480 photo to a few tens of milliseconds
-(see benchmarks/faces.md for the measurements and why MTCNN was chosen).
+run time). The package runs its three networks eagerly, one call per pyramid level and stage
+(about 140 ms of CPU for a 640x480 photo here); `MTCNNDetector` runs the same networks and
+weights as one compiled TensorFlow graph with a correct image pyramid, on photos capped at
+`DETECT_MAX_SIDE`: about 30 ms of CPU for the same photo, with the same recall (see
+benchmarks/faces.md for the measurements and why MTCNN was chosen).
 
 Alignment maps the five MTCNN landmarks onto the positions they take in UTKFace's "aligned &
 cropped" 200x200 images (measured on the dataset, see `UTKFACE_TEMPLATE`) with a similarity

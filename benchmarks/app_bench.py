@@ -13,6 +13,8 @@ call, which on a 2-core machine that also runs the server would dominate the mea
 
 `--vgg16-stand-in` fills the VGG16 column with an untrained VGG16 of the "ours" recipe's
 architecture: the same compute as a trained one, for timing the Space with both models.
+`--framework-floor` serves a /predict that does nothing (same input, output and queue settings
+as app.py) instead: what Gradio and the client cost on this machine without any model.
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ ROOT = Path(__file__).resolve().parents[1]
 # The app's examples gallery (app.example_photos, not imported here: that would load TensorFlow).
 EXAMPLES = sorted([*(ROOT / "agegender" / "examples").glob("*.jpg"), *(ROOT / "examples").glob("*.jpg")],
                   key=lambda p: p.name)
+
+
+# A Gradio app with app.py's /predict signature and queue settings whose handler does no work.
+NOOP_APP = """
+import sys, gradio as gr
+with gr.Blocks() as demo:
+    photo, out = gr.Image(type="filepath", image_mode=None), gr.JSON()
+    gr.Button().click(lambda p: {"faces": [], "models": {}, "timings_ms": {"total_ms": 0.0}}, photo, out,
+                      api_name="predict")
+demo.queue(default_concurrency_limit=2, max_size=64).launch(server_name="127.0.0.1", server_port=int(sys.argv[1]),
+                                                            max_file_size="10mb")
+"""
 
 
 def free_port() -> int:
@@ -157,6 +171,7 @@ def main(argv=None) -> dict:
     p.add_argument("--vgg16", help="model directory or Hub repo for the VGG16 column (AGEGENDER_VGG16_REPO)")
     p.add_argument("--vgg16-stand-in", action="store_true", help="an untrained VGG16 in the VGG16 column")
     p.add_argument("--client", choices=sorted(CLIENTS), default="http", help="how the load is sent (see above)")
+    p.add_argument("--framework-floor", action="store_true", help="time a /predict that does nothing instead")
     args = p.parse_args(argv)
 
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
@@ -170,11 +185,19 @@ def main(argv=None) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
 
+    load_before = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews every figure
+    log = open(Path(tmp.name) / "app.log", "w+")  # the server's output, shown if it fails
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    app_py = [str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)]
+    server = ["-c", NOOP_APP, str(port)] if args.framework_floor else app_py
+    process = subprocess.Popen([sys.executable, *server], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_until_served(url, process)
+        try:
+            wait_until_served(url, process)
+        except (RuntimeError, TimeoutError):
+            log.seek(0)
+            print(log.read()[-4000:], file=sys.stderr)
+            raise
         served_s = time.perf_counter() - start
         first = CLIENTS[args.client](url).predict(EXAMPLES[0])
         first_answer_s = time.perf_counter() - start
@@ -183,16 +206,19 @@ def main(argv=None) -> dict:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        log.close()
         tmp.cleanup()
 
     report = {"cold_start": {"page_served_s": round(served_s, 2), "first_predict_s": round(first_answer_s, 2)},
               "models": {k: v["source"] if v["available"] else "unavailable" for k, v in first["models"].items()},
-              "client": args.client, "levels": levels, "machine": f"{os.cpu_count()} CPU cores, {sys.platform}"}
+              "client": args.client, "framework_floor": args.framework_floor, "levels": levels,
+              "machine": f"{os.cpu_count()} CPU cores, {sys.platform}", "load_average_before": load_before}
     one = next((lv for lv in levels if lv["clients"] == 1), None)
     eight = next((lv for lv in levels if lv["clients"] == 8), None)
     if one and eight:
         report["p95_8_over_p50_1"] = round(eight["p95_ms"] / one["p50_ms"], 2)
 
+    print(f"load average before the run (1, 5, 15 min): {load_before}")
     print(f"cold start: page served after {served_s:.1f} s, first /predict answered after {first_answer_s:.1f} s")
     print("models: " + "; ".join(f"{k}: {v}" for k, v in report["models"].items()))
     print("\n| clients | requests | p50 (ms) | p95 (ms) | mean (ms) | server p50 (ms) | requests/s |")

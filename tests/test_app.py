@@ -34,8 +34,11 @@ def decorated_model_dir(tiny_model_dir, tmp_path_factory):
     config = json.loads((path / "config.json").read_text())
     config["metrics"] = {"test": {"n": 100, "age_mae": 6.54321, "gender_accuracy": 0.9}}
     (path / "config.json").write_text(json.dumps(config))
-    (path / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n# Tiny card\n\nText.\n![curves](curves.png)\n")
-    Image.new("RGB", (40, 30), (200, 10, 10)).save(path / "age_error.png")
+    (path / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n# Tiny card\n\nText.\n"
+                                    "![Training curves](plots/curves.png)\n![remote](https://example.org/a.png)\n")
+    (path / "plots").mkdir()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(path / "plots" / "age_error.png")
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(path / "plots" / "curves.png")
     return path
 
 
@@ -73,7 +76,8 @@ def test_unreachable_hub_falls_back_to_the_embedded_model(tiny_model_dir):
     slot = dataclasses.replace(app.SPACE_MODELS[0], repo="agegender/no-such-repo-for-tests", fallback=tiny_model_dir)
     loaded = app.load_slot(slot, environ={})
     assert loaded.model is not None and loaded.directory == tiny_model_dir
-    assert "embedded default" in loaded.source and "agegender/no-such-repo-for-tests" in loaded.source
+    assert loaded.source == "embedded default `tiny`, standing in for Hub repo `agegender/no-such-repo-for-tests`"
+    assert "could not be loaded" in loaded.detail and loaded.problem is None
 
 
 def test_a_hub_model_shows_the_card_and_plots_fetched_beside_it(monkeypatch, tiny_model_dir, decorated_model_dir):
@@ -195,7 +199,15 @@ def test_comparison_says_where_the_models_disagree_and_by_how_much():
 def test_model_card_drops_front_matter_and_local_images(decorated_model_dir, tmp_path):
     card = app.model_card(decorated_model_dir)
     assert card.startswith("# Tiny card") and "license:" not in card and "curves.png" not in card
+    assert "*(plot above: Training curves)*" in card
+    assert "![remote](https://example.org/a.png)" in card
     assert "No model card" in app.model_card(tmp_path)
+
+
+def test_plots_come_in_the_cards_order_with_its_captions(decorated_model_dir):
+    plots = app.model_plots(decorated_model_dir)
+    assert [(path.relative_to(decorated_model_dir).as_posix(), caption) for path, caption in plots] == [
+        ("plots/curves.png", "Training curves"), ("plots/age_error.png", "age error")]
 
 
 def test_metric_rows_flatten_splits():
@@ -212,11 +224,14 @@ def test_page_shows_sources_unavailable_reason_metrics_and_plots(space_without_v
     assert "**Unavailable.**" in texts and "AGEGENDER_VGG16_REPO" in texts
     assert "# Tiny card" in texts
     galleries = [b for b in blocks if isinstance(b, gr.Gallery)]
-    assert len(galleries) == 1 and len(galleries[0].value) == 1
-    plot = galleries[0].value[0]  # served from a copy Gradio made, not from the model's directory
-    assert plot["caption"] == "age error" and not plot["image"]["path"].startswith(str(decorated_model_dir))
+    assert len(galleries) == 1 and [plot["caption"] for plot in galleries[0].value] == ["Training curves", "age error"]
+    # Served from copies Gradio made, not from the model's directory.
+    assert not any(plot["image"]["path"].startswith(str(decorated_model_dir)) for plot in galleries[0].value)
     metrics = [b for b in blocks if isinstance(b, gr.Dataframe) and b.value["headers"] == ["split", "metric", "value"]]
     assert metrics and metrics[0].value["data"][1] == ["test", "age_mae", 6.5432]
+    shown = {b.elem_id: b.visible for b in blocks if isinstance(b, (gr.Image, gr.Dataframe)) and b.elem_id}
+    assert shown == {"photo": True, "annotated-custom": True, "table-custom": True,
+                     "annotated-vgg16": False, "table-vgg16": False}  # an unavailable column holds only why
     image = next(b for b in blocks if isinstance(b, gr.Image) and b.label == "Photo")
     assert image.sources == ["upload", "webcam", "clipboard"]
     examples = next(b for b in blocks if isinstance(b, gr.Dataset))
