@@ -17,7 +17,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -28,7 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 80_000_000
 ORIENTATION = 0x0112  # the EXIF orientation tag
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 
 class ImageError(ValueError):

@@ -24,13 +24,13 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -193,8 +193,8 @@ def compare_detectors(n_composites: int, repeat: int) -> list[dict]:
         for photo, truth in composites + [(single, [single_box])]:
             h, f = match(truth, detect(photo))
             hits, false, total = hits + h, false + f, total + len(truth)
-        single_ms, single_cpu = median_ms(lambda: detect(single), repeat)
-        composite_ms, composite_cpu = median_ms(lambda: detect(composites[0][0]), repeat)
+        single_ms, single_cpu = median_ms(lambda detect=detect: detect(single), repeat)
+        composite_ms, composite_cpu = median_ms(lambda detect=detect: detect(composites[0][0]), repeat)
         rows.append({"detector": name, "faces": total, "found": hits, "recall": hits / total, "false": false,
                      "single_ms": single_ms, "single_cpu_ms": single_cpu,
                      "composite_ms": composite_ms, "composite_cpu_ms": composite_cpu})
@@ -261,7 +261,7 @@ def end_to_end(repeat: int, extra: dict[str, str]) -> tuple[list[dict], list[dic
     crops = [Image.fromarray(np.asarray(single_face_photo()[0].resize((200, 200))))] * 64
     for name, model in models.items():
         est = Estimator(models={name: model})
-        ms = median_ms(lambda: est.predict_crops(crops), max(3, repeat // 5))[0]
+        ms = median_ms(lambda est=est: est.predict_crops(crops), max(3, repeat // 5))[0]
         batch.append({"model": name, "faces_per_s": 64 / ms * 1e3, "input_size": model.input_size})
     return latency, batch, unavailable
 

@@ -155,7 +155,9 @@ def test_face_cap_keeps_the_largest_and_says_so(tiny):
     every = Estimator(models={"tiny": tiny}, warm_up=False).predict(EXAMPLES / "five_faces.jpg")
     faces = est.predict(EXAMPLES / "five_faces.jpg")
     assert len(faces) == 3 and est.last_capped
-    area = lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])  # noqa: E731
+    def area(f):
+        return (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])
+
     assert sorted(area(f) for f in faces) == sorted(area(f) for f in every)[-3:]
     est.predict(EXAMPLES / "astronaut.jpg")
     assert not est.last_capped

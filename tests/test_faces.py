@@ -12,8 +12,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agegender.faces import (CROP_SIZE, LANDMARKS, MAX_FACES, UTKFACE_TEMPLATE, Detection, align_face,
-                             alignment_matrix, annotate, detect_faces, map_points, similarity_transform)
+from agegender.estimator import Face
+from agegender.faces import (
+    CROP_SIZE,
+    LANDMARKS,
+    MAX_FACES,
+    UTKFACE_TEMPLATE,
+    Detection,
+    align_face,
+    alignment_matrix,
+    annotate,
+    detect_faces,
+    map_points,
+    similarity_transform,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "agegender" / "examples"
@@ -202,22 +214,18 @@ def test_utkface_images_keep_their_framing():
 
 # ----- annotation --------------------------------------------------------------------------------
 def test_annotate_draws_boxes_and_labels_on_a_copy(astronaut):
-    face = only_face(astronaut)
-
-    class Labelled:  # what estimator.Face provides
-        box = tuple(int(v) for v in face.box)
-        landmarks = face.landmarks
-        predictions = {"custom": {"age": 34.4, "gender": "female"}, "vgg16": {"age": 40.0, "gender": "female"}}
-
+    found = only_face(astronaut)
+    face = Face(box=tuple(int(v) for v in found.box), landmarks=found.landmarks, score=found.score,
+                predictions={"custom": {"age": 34.4, "gender": "female"}, "vgg16": {"age": 40.0, "gender": "female"}})
     before = np.asarray(astronaut).copy()
-    out = annotate(astronaut, [Labelled()], "custom")
+    out = annotate(astronaut, [face], "custom")
     assert np.array_equal(np.asarray(astronaut), before)
     assert out.size == astronaut.size
     diff = np.abs(np.asarray(out, np.int16) - before).sum(axis=2) > 0
-    x0, y0, x1, y1 = Labelled.box
+    x0, y0, x1, _ = face.box
     assert diff[y0, x0:x1].mean() > 0.9  # the top edge of the box
     assert diff[:y0, x0:x1].any()  # the label above it
     assert not diff[400:, :100].any()  # nothing far away
-    both = annotate(astronaut, [Labelled()])  # every model's label: a taller label
+    both = annotate(astronaut, [face])  # every model's label: a taller label
     assert (np.abs(np.asarray(both, np.int16) - before).sum(axis=2) > 0).sum() > diff.sum()
     assert annotate(astronaut, []).size == astronaut.size

@@ -155,8 +155,8 @@ def test_animated_gif_gives_its_first_frame():
     frames = [Image.new("RGB", (16, 16), (255, 0, 0)), Image.new("RGB", (16, 16), (0, 0, 255))]
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
     assert Image.open(io.BytesIO(data)).n_frames == 2
-    r, g, b = load_image(data).getpixel((8, 8))
-    assert r > 200 and b < 50
+    red, _, blue = load_image(data).getpixel((8, 8))
+    assert red > 200 and blue < 50
 
 
 def test_16_bit_png_is_scaled_to_8_bits():
