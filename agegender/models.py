@@ -49,8 +49,9 @@ class CustomCNNConfig:
     # [unstated] gender conv block filters: 128 3x3 takes the 14x14 trunk output to 6x6 (< 10x10)
     gender_conv: tuple = ((128, 3),)
     age_conv: tuple = ((128, 3), (256, 3))
-    # [unstated] L2 strength: 0.01 is Keras' default for kernel_regularizer="l2"
-    l2: float = 0.01
+    # [unstated] L2 strength 1e-4, a common CNN default. Keras' own default (0.01) made training
+    # unstable with BatchNorm (shrinking weights raise the effective learning rate): training/RESULTS.md
+    l2: float = 1e-4
     gender_dense: tuple = (64,)
     gender_dropout: float = 0.85
     age_dense: tuple = (512, 128)
@@ -71,7 +72,7 @@ class VGG16Config:
     weights: str | None = "imagenet"  # "imagenet", a local .h5/.weights.h5 file, or None
     trainable_base_layers: int = 3  # exactly the base's last three layers train
     scaling: str = "unit"  # report: /255 ("unit"); ours: VGG's own "caffe" preprocessing
-    l2: float = 0.01  # [unstated] Keras' default for kernel_regularizer="l2"
+    l2: float = 1e-4  # [unstated] as for the custom CNN (Keras' 0.01 proved unstable there)
     gender_dense: tuple = (128, 256)
     gender_dropout: tuple = (0.3, 0.5)
     age_dense: tuple = (256, 512)
