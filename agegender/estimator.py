@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -196,7 +197,8 @@ def format_table(path: str, faces: Sequence[Face], timings: Mapping[str, float],
 def _annotation_paths(images: Sequence[str], out: str) -> list[Path]:
     """Where --annotate writes: OUT itself for one photo (unless OUT is a folder), else OUT/<name>-annotated.png."""
     target = Path(out)
-    if len(images) == 1 and not target.is_dir():
+    is_folder = target.is_dir() or out.endswith(("/", os.sep)) or not target.suffix
+    if len(images) == 1 and not is_folder:
         if target.suffix.lower() not in Image.registered_extensions():
             raise ValueError(f"--annotate {out}: unknown image extension; use for example .png or .jpg")
         return [target]

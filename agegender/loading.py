@@ -200,7 +200,8 @@ def load_model(name: str = "custom", revision: str | None = None, token: str | b
             return AgeGenderModel.from_pretrained(WEIGHTS_DIR / spec["embedded"])
         raise ModelLoadError(
             f"no trained {name!r} model is available here: train one with "
-            f"`python -m training.train --model {name.split('-')[0]} --out runs/{name}` and load that directory, "
+            f"`python -m training.train --model {name.split('-')[0]} --recipe {(name.split('-') + ['ours'])[1]} "
+            f"--data UTKFace.tar.gz --out runs/{name}` and load runs/{name}/model, "
             f"or set {spec['env']}=<hub repo id>"
         )
     return AgeGenderModel.from_pretrained(name, revision=revision, token=token, force_download=force_download)

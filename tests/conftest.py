@@ -6,7 +6,15 @@ import io
 import os
 import tarfile
 
+import tempfile
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tests never see the user's Hugging Face cache, agegender cache or model overrides.
+_isolated = tempfile.mkdtemp(prefix="agegender-tests-")
+os.environ["HF_HOME"] = os.path.join(_isolated, "hf")
+os.environ["AGEGENDER_CACHE"] = os.path.join(_isolated, "agegender")
+for _var in ("AGEGENDER_CUSTOM_REPO", "AGEGENDER_CUSTOM_REPORT_REPO", "AGEGENDER_VGG16_REPO", "HF_TOKEN"):
+    os.environ.pop(_var, None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 

@@ -98,7 +98,6 @@ def test_vgg16_freezing_rule_and_local_weights(tmp_path):
     assert trainable == [layer.name for layer in base.layers[-3:]]
     assert [layer.name for layer in base.layers[-3:]] == ["block5_conv2", "block5_conv3", "block5_pool"]
     assert len(net.get_layer("vgg16").trainable_weights) == 4  # two convs: kernel + bias each
-    # the base is called in inference mode: its output does not depend on the training flag
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     # a local weights file (what a user's machine would download as "imagenet")
     src = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
@@ -109,6 +108,8 @@ def test_vgg16_freezing_rule_and_local_weights(tmp_path):
         np.testing.assert_array_equal(w1, w2)
     out = loaded(x, training=True)
     assert set(out) == {"age", "gender"}
+    # the base is called in inference mode, whatever mode the outer model runs in
+    assert loaded.get_layer("vgg16")._inbound_nodes[0].arguments.kwargs["training"] is False
 
 
 def test_vgg16_trains_and_round_trips(tmp_path):

@@ -221,7 +221,7 @@ def train(args) -> dict:
     # Evaluate and save a plain, uncompiled single-device copy: no optimizer state in the
     # saved file (a third of the size) and no tie to the distribution strategy.
     trained = model
-    model = build_model(recipe.model)
+    model = build_model(replace(recipe.model, weights=None) if args.model == "vgg16" else recipe.model)
     model.set_weights(trained.get_weights())
     name = f"{args.model}-{args.recipe}" if args.recipe != "ours" or args.model != "custom" else "custom"
     agm = AgeGenderModel(model, {"name": name, "architecture": args.model, "recipe": recipe.to_dict(),
@@ -264,7 +264,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["custom", "vgg16"], default="custom")
     p.add_argument("--recipe", choices=["report", "ours"], default="ours")
-    p.add_argument("--data", default="../shared/data/UTKFace.tar.gz", help="UTKFace archive, folder or Hub dataset id")
+    p.add_argument("--data", required=True, help="UTKFace archive, folder or Hub dataset id")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--epochs", type=int, help="total epochs (stages scaled to fit); default: the recipe's")
     p.add_argument("--batch-size", type=int, help="per-device batch size; default: the recipe's")
@@ -281,8 +281,13 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> None:
+    from agegender.data import DataSourceError
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    summary = train(parse_args(argv))
+    try:
+        summary = train(parse_args(argv))
+    except (DataSourceError, ValueError, OSError) as exc:
+        sys.exit(f"training: error: {exc}")
     print(json.dumps({k: summary[k] for k in ("model", "train_seconds", "epochs_run")} |
                      {"test_age_mae": summary["test"]["age_mae"],
                       "test_gender_accuracy": summary["test"]["gender_accuracy"]}))
