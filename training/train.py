@@ -145,6 +145,8 @@ def train(args) -> dict:
         recipe.model.weights = None if args.weights == "none" else args.weights
     if args.input_size:
         recipe.model.input_size = args.input_size
+    if args.l2 is not None:
+        recipe.model.l2 = args.l2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps({**recipe.to_dict(), "seed": args.seed, "data": str(args.data)},
@@ -269,6 +271,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, help="total epochs (stages scaled to fit); default: the recipe's")
     p.add_argument("--batch-size", type=int, help="per-device batch size; default: the recipe's")
     p.add_argument("--input-size", type=int, help="override the recipe's input size")
+    p.add_argument("--l2", type=float, help="override the model's L2 kernel regularisation")
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoints")
