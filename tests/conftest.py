@@ -68,3 +68,15 @@ def tiny_model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny"
     model.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    """The Space served on localhost with the launch options of `python app.py`, both columns on the tiny model."""
+    import app
+
+    env = {"AGEGENDER_CUSTOM_REPO": str(tiny_model_dir), "AGEGENDER_VGG16_REPO": str(tiny_model_dir)}
+    demo = app.build_demo(app.Space({slot.key: app.load_slot(slot, env) for slot in app.SPACE_MODELS}))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options(host="127.0.0.1"))
+    yield url
+    demo.close()

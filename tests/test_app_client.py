@@ -23,16 +23,6 @@ EXAMPLES = ROOT / "agegender" / "examples"  # public-domain face photos
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    """The app as `python app.py` serves it (same launch options), both columns on the tiny model."""
-    env = {"AGEGENDER_CUSTOM_REPO": str(tiny_model_dir), "AGEGENDER_VGG16_REPO": str(tiny_model_dir)}
-    demo = app.build_demo(app.Space({slot.key: app.load_slot(slot, env) for slot in app.SPACE_MODELS}))
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options(host="127.0.0.1"))
-    yield url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
 def client(server):
     return Client(server, verbose=False)
 
