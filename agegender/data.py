@@ -278,7 +278,10 @@ def assign_splits(
 
 
 def _is_hub_repo_id(source) -> bool:
-    return isinstance(source, str) and not Path(source).exists() and bool(re.fullmatch(r"[\w.-]+/[\w.-]+", source))
+    """A string naming no local path and shaped like a Hub repo id (the loader's own rule)."""
+    from .loading import looks_like_repo_id
+
+    return isinstance(source, str) and not Path(source).exists() and looks_like_repo_id(source)
 
 
 def load_utkface(

@@ -133,7 +133,7 @@ def train(args) -> dict:
     from agegender.models import build_model
     from agegender.pipeline import make_tf_dataset
     from training import plots
-    from training.recipes import Stage, get_recipe
+    from training.recipes import get_recipe
 
     recipe = get_recipe(args.model, args.recipe)
     if args.batch_size:
@@ -229,7 +229,6 @@ def train(args) -> dict:
     agm = AgeGenderModel(model, {"name": name, "architecture": args.model, "recipe": recipe.to_dict(),
                                  "tta_flip": recipe.tta_flip})
     ds_val, ds_test = arrays["validation"][0], arrays["test"][0]
-    agm.config["tta_flip"] = recipe.tta_flip
     val_pred = predict_dataset(agm, ds_val)
     val_pred["raw_p_female"] = val_pred["p_female"]
     cal = calibrate(agm, val_pred)
